@@ -50,7 +50,7 @@ test: deps lint
 	$(PYTHON) -m pytest tests -q
 
 demo: deps
-	$(PYTHON) -m atcr_devnet demo
+	$(PYTHON) -m atcr_devnet run -- bash demo/verify-demo.sh
 
 bench: deps
 	$(PYTHON) bench/bench_core.py

@@ -40,13 +40,13 @@ class CacheSettings:
 class CacheObserver:
     """Receives cache events; front-ends turn them into metrics. The default does nothing."""
 
-    def hit(self, cache: str) -> None:  # noqa: B027 - intentionally empty hook
+    def hit(self, cache: str) -> None:
         pass
 
-    def miss(self, cache: str) -> None:  # noqa: B027
+    def miss(self, cache: str) -> None:
         pass
 
-    def stale(self, cache: str) -> None:  # noqa: B027
+    def stale(self, cache: str) -> None:
         pass
 
 

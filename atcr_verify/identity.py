@@ -84,9 +84,8 @@ def _did_web_host(did: str, *, allow_localhost_port: bool) -> str:
         raise DidDocumentError("did:web with a path is not supported by atproto")
     host = unquote(suffix).lower()
     name, _, port = host.partition(":")
-    if port:
-        if name != "localhost" or not port.isdigit() or not allow_localhost_port:
-            raise DidDocumentError("did:web may carry a port only for localhost in test setups")
+    if port and (name != "localhost" or not port.isdigit() or not allow_localhost_port):
+        raise DidDocumentError("did:web may carry a port only for localhost in test setups")
     if not _HOSTNAME.fullmatch(name):
         raise DidDocumentError(f"did:web host is not a hostname: {name[:80]!r}")
     return host
@@ -221,9 +220,7 @@ class DidResolver:
         validate_did(did)
         if did.startswith("did:plc:"):
             return f"{self._settings.plc_url.rstrip('/')}/{did}"
-        host = _did_web_host(
-            did, allow_localhost_port=self._settings.allow_did_web_localhost_port
-        )
+        host = _did_web_host(did, allow_localhost_port=self._settings.allow_did_web_localhost_port)
         scheme = "http" if host.startswith("localhost:") else "https"
         return f"{scheme}://{host}/.well-known/did.json"
 

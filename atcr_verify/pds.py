@@ -39,8 +39,7 @@ class PdsClient:
         if response.status == 404:
             raise NotFound(f"PDS {pds} has no repository for {did}")
         raise UpstreamError(
-            f"PDS {pds} answered HTTP {response.status}"
-            + (f" ({error})" if error else ""),
+            f"PDS {pds} answered HTTP {response.status}" + (f" ({error})" if error else ""),
             status=response.status,
         )
 

@@ -33,7 +33,8 @@ from typing import Any
 
 import yaml
 
-from .errors import PolicyError
+from .errors import DidDocumentError, PolicyError
+from .identity import validate_did
 
 _SCOPE_CHARS = re.compile(r"[a-z0-9._\-/:*\[\]]+")
 _MAX_POLICY_BYTES = 1024 * 1024
@@ -160,7 +161,9 @@ def compile_scope(scope: str, *, path: str = "scope", source: str = "<policy>") 
             source=source,
             path=path,
         )
-    return re.compile(_glob_to_regex(host, label_bound=True) + re.escape(slash) + _glob_to_regex(rest))
+    return re.compile(
+        _glob_to_regex(host, label_bound=True) + re.escape(slash) + _glob_to_regex(rest)
+    )
 
 
 def _glob_to_regex(glob: str, *, label_bound: bool = False) -> str:
@@ -170,7 +173,7 @@ def _glob_to_regex(glob: str, *, label_bound: bool = False) -> str:
         if index % 2 == 0:
             out.append(re.escape(token))
         else:
-            out.append(".*" if token == "**" else single)
+            out.append(".*" if token == "**" else single)  # noqa: S105 - a glob token
     return "".join(out)
 
 
@@ -201,7 +204,9 @@ def load_policy(text: str | bytes, *, source: str = "<policy>") -> TrustPolicy:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
-        raise PolicyError(f"not valid YAML: {getattr(exc, 'problem', exc)}", source=source, path=where) from exc
+        raise PolicyError(
+            f"not valid YAML: {getattr(exc, 'problem', exc)}", source=source, path=where
+        ) from exc
     except RecursionError as exc:
         raise PolicyError("policy nests too deeply", source=source) from exc
     return _PolicyParser(source).parse(document)
@@ -217,7 +222,9 @@ class _PolicyParser:
         return PolicyError(reason, source=self.source, path=path)
 
     def parse(self, document: object) -> TrustPolicy:
-        root = self._mapping(document, "(root)", {"version", "trustedDIDs", "policies", "defaultAction"})
+        root = self._mapping(
+            document, "(root)", {"version", "trustedDIDs", "policies", "defaultAction"}
+        )
         self._version(root.get("version"))
         trusted = self._trusted_dids(root.get("trustedDIDs", {}))
         policies = self._policies(root.get("policies", []), trusted)
@@ -239,8 +246,10 @@ class _PolicyParser:
             raise self.fail(path, "must be a mapping")
         for key in value:
             if not isinstance(key, str) or key not in allowed:
-                raise self.fail(f"{path}.{key}" if path != "(root)" else str(key),
-                                f"unknown field (allowed: {', '.join(sorted(allowed))})")
+                raise self.fail(
+                    f"{path}.{key}" if path != "(root)" else str(key),
+                    f"unknown field (allowed: {', '.join(sorted(allowed))})",
+                )
         return value
 
     def _version(self, value: object) -> None:
@@ -255,9 +264,6 @@ class _PolicyParser:
             return {}
         if not isinstance(value, dict):
             raise self.fail("trustedDIDs", "must be a mapping of DID to its details")
-        from .identity import validate_did  # local: keeps policy importable without crypto
-        from .errors import DidDocumentError
-
         result: dict[str, TrustedDid] = {}
         for did, details in value.items():
             path = f"trustedDIDs.{did}"
@@ -294,7 +300,9 @@ class _PolicyParser:
             raise self.fail(path, "timestamp needs a timezone (e.g. a trailing Z)")
         return parsed.astimezone(UTC)
 
-    def _policies(self, value: object, trusted: Mapping[str, TrustedDid]) -> tuple[ScopePolicy, ...]:
+    def _policies(
+        self, value: object, trusted: Mapping[str, TrustedDid]
+    ) -> tuple[ScopePolicy, ...]:
         if value is None:
             return ()
         if not isinstance(value, list):
@@ -319,9 +327,7 @@ class _PolicyParser:
             except ValueError:
                 raise self.fail(f"{path}.action", "must be enforce or audit") from None
             require = self._requirement(entry.get("require"), f"{path}.require", trusted)
-            result.append(
-                ScopePolicy(name, scope, require, action, _specificity(scope), pattern)
-            )
+            result.append(ScopePolicy(name, scope, require, action, _specificity(scope), pattern))
         return tuple(result)
 
     def _requirement(
@@ -343,8 +349,14 @@ class _PolicyParser:
                     f"{did} is not declared in the top-level trustedDIDs",
                 )
         minimum = entry.get("minSignatures", 1)
-        if isinstance(minimum, bool) or not isinstance(minimum, int) or not 1 <= minimum <= _MAX_SIGNATURES:
-            raise self.fail(f"{path}.minSignatures", f"must be an integer from 1 to {_MAX_SIGNATURES}")
+        if (
+            isinstance(minimum, bool)
+            or not isinstance(minimum, int)
+            or not 1 <= minimum <= _MAX_SIGNATURES
+        ):
+            raise self.fail(
+                f"{path}.minSignatures", f"must be an integer from 1 to {_MAX_SIGNATURES}"
+            )
         if signature:
             signers = set(dids_raw) or set(trusted)
             if len(signers) < minimum:
@@ -366,8 +378,14 @@ class _PolicyParser:
                 for did, t in sorted(trusted.items())
             },
             "policies": [
-                [p.name, p.scope, p.action.value, p.require.signature,
-                 sorted(p.require.trusted_dids), p.require.min_signatures]
+                [
+                    p.name,
+                    p.scope,
+                    p.action.value,
+                    p.require.signature,
+                    sorted(p.require.trusted_dids),
+                    p.require.min_signatures,
+                ]
                 for p in policies
             ],
             "default": default_action.value,

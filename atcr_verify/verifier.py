@@ -19,8 +19,8 @@ from typing import Self
 
 import httpx
 
-from .crypto import PublicKey, parse_legacy_key, parse_multikey
 from .cache import AsyncTtlCache, CacheObserver, CacheSettings
+from .crypto import PublicKey, parse_legacy_key, parse_multikey
 from .errors import (
     DigestMismatch,
     Fault,
@@ -37,6 +37,7 @@ from .identity import (
     normalise_pds_endpoint,
 )
 from .net import HttpFetcher, NetworkSettings
+from .oci.manifest import Descriptor
 from .oci.reference import ImageReference, parse_reference
 from .oci.registry import RegistryClient, RegistrySettings
 from .oci.signature import SignatureDocument
@@ -71,7 +72,7 @@ class VerifierSettings:
 class VerifierObserver(CacheObserver):
     """Cache events plus DID resolutions; the provider maps these to Prometheus metrics."""
 
-    def did_resolution(self, success: bool) -> None:  # noqa: B027 - intentionally empty hook
+    def did_resolution(self, success: bool) -> None:
         pass
 
 
@@ -174,7 +175,9 @@ class Verifier:
                 )
         except TimeoutError:
             return self._undecided(
-                image, ref.digest, scope,
+                image,
+                ref.digest,
+                scope,
                 f"verification did not finish within {self.settings.verify_timeout:g}s",
                 Outcome.ERROR,
             )
@@ -229,22 +232,30 @@ class Verifier:
     async def _check_signature(
         self,
         ref: ImageReference,
-        descriptor: object,
+        descriptor: Descriptor,
         digest: str,
         signers: Mapping[str, TrustedDid],
         now: datetime,
     ) -> SignatureResult:
-        artifact_digest = getattr(descriptor, "digest", None)
+        artifact_digest = descriptor.digest
         try:
-            document = await self._registry.fetch_signature(ref, descriptor, digest)  # type: ignore[arg-type]
+            document = await self._registry.fetch_signature(ref, descriptor, digest)
         except VerifyError as error:
             return SignatureResult(
-                did=None, valid=False, trusted=False, error=error.reason,
-                error_kind=_error_kind(error), artifact_digest=artifact_digest,
+                did=None,
+                valid=False,
+                trusted=False,
+                error=error.reason,
+                error_kind=_error_kind(error),
+                artifact_digest=artifact_digest,
             )
         base = SignatureResult(
-            did=document.did, valid=False, trusted=False, record_uri=document.record_uri,
-            handle=None, artifact_digest=artifact_digest,
+            did=document.did,
+            valid=False,
+            trusted=False,
+            record_uri=document.record_uri,
+            handle=None,
+            artifact_digest=artifact_digest,
         )
         trusted = signers.get(document.did)
         if trusted is None:
@@ -296,7 +307,9 @@ class Verifier:
         async def load() -> tuple[str | None, float]:
             return await self._handles.verified_handle(identity), self.settings.cache.did_ttl
 
-        return await self._handle_cache.get_or_load(f"{identity.did} {identity.claimed_handle}", load)
+        return await self._handle_cache.get_or_load(
+            f"{identity.did} {identity.claimed_handle}", load
+        )
 
     def _check_hints(self, document: SignatureDocument, identity: Identity) -> None:
         """Hints are never trusted; under ``strict_hints`` a contradiction is a denial."""
@@ -312,11 +325,13 @@ class Verifier:
                     f"artifact claims PDS {document.pds_hint[:100]} but the DID document "
                     f"names {identity.pds_endpoint}"
                 )
-        if document.key_hint is not None:
-            if _parse_key_hint(document.key_hint) != identity.signing_key:
-                raise IdentityMismatch(
-                    "artifact claims a signing key that is not the DID document's current key"
-                )
+        if (
+            document.key_hint is not None
+            and _parse_key_hint(document.key_hint) != identity.signing_key
+        ):
+            raise IdentityMismatch(
+                "artifact claims a signing key that is not the DID document's current key"
+            )
 
     async def _record_proof(self, identity: Identity, document: SignatureDocument) -> RecordProof:
         car = await self._pds.get_record_proof(
@@ -339,9 +354,7 @@ class Verifier:
             raise MalformedData(f"record is not an {MANIFEST_COLLECTION} record")
         if record.get("digest") != digest:
             claimed = record.get("digest")
-            raise DigestMismatch(
-                f"record binds {str(claimed)[:80]}, not the image digest {digest}"
-            )
+            raise DigestMismatch(f"record binds {str(claimed)[:80]}, not the image digest {digest}")
 
     # --- decisions ----------------------------------------------------------------------------
 
@@ -357,24 +370,26 @@ class Verifier:
         if len(verified_dids) >= needed:
             names = ", ".join(sorted(d for d in verified_dids if d))
             return Verdict(
-                image=image, digest=digest, allowed=True, verified=True,
-                outcome=Outcome.VERIFIED, policy=scope.name, action=scope.action.value,
+                image=image,
+                digest=digest,
+                allowed=True,
+                verified=True,
+                outcome=Outcome.VERIFIED,
+                policy=scope.name,
+                action=scope.action.value,
                 reason=f"signed by trusted {'DID' if needed == 1 else 'DIDs'} {names}",
                 signatures=results,
             )
         undecided_dids = {r.did for r in results if r.error_kind == "fault" and r.trusted}
-        outcome = (
-            Outcome.ERROR if len(verified_dids | undecided_dids) >= needed else Outcome.FAILED
-        )
+        outcome = Outcome.ERROR if len(verified_dids | undecided_dids) >= needed else Outcome.FAILED
         if not results:
             reason = "no ATProto signature artifact found for this image"
         else:
             problems = "; ".join(
                 f"{r.did or r.artifact_digest or 'artifact'}: {r.error}" for r in results if r.error
             )
-            reason = (
-                f"{len(verified_dids)} of {needed} required trusted signatures verified"
-                + (f" ({problems[:600]})" if problems else "")
+            reason = f"{len(verified_dids)} of {needed} required trusted signatures verified" + (
+                f" ({problems[:600]})" if problems else ""
             )
         return self._undecided(image, digest, scope, reason, outcome, results)
 
@@ -387,12 +402,18 @@ class Verifier:
         outcome: Outcome,
         results: tuple[SignatureResult, ...] = (),
     ) -> Verdict:
-        """A verdict without enough trusted signatures: denied under enforce, admitted under audit."""
+        """Not enough trusted signatures: denied under enforce, admitted under audit."""
         audit = scope.action.value == "audit"
         return Verdict(
-            image=image, digest=digest, allowed=audit, verified=False, outcome=outcome,
-            policy=scope.name, action=scope.action.value,
-            reason=("audit only: " if audit else "") + reason, signatures=results,
+            image=image,
+            digest=digest,
+            allowed=audit,
+            verified=False,
+            outcome=outcome,
+            policy=scope.name,
+            action=scope.action.value,
+            reason=("audit only: " if audit else "") + reason,
+            signatures=results,
         )
 
     def _unmatched(self, image: str, ref: ImageReference, policy: TrustPolicy) -> Verdict:

@@ -48,8 +48,12 @@ def policy_text(
 ) -> str:
     lines = ["version: 1.0", "trustedDIDs:"]
     for did, details in trusted.items():
-        fields = ", ".join(f"{k}: {v!r}" if v is not None else f"{k}: null" for k, v in details.items())
-        lines.append(f"  {did}: {{name: signer, {fields}}}" if fields else f"  {did}: {{name: signer}}")
+        fields = ", ".join(
+            f"{k}: {v!r}" if v is not None else f"{k}: null" for k, v in details.items()
+        )
+        lines.append(
+            f"  {did}: {{name: signer, {fields}}}" if fields else f"  {did}: {{name: signer}}"
+        )
     lines += [
         "policies:",
         "  - name: local-images",
@@ -322,8 +326,9 @@ class TamperingTransport(httpx.AsyncBaseTransport):
             return response
         body = await response.aread()
         await response.aclose()
-        return httpx.Response(200, headers={"content-type": "application/vnd.ipld.car"},
-                              content=self._rewrite(body))
+        return httpx.Response(
+            200, headers={"content-type": "application/vnd.ipld.car"}, content=self._rewrite(body)
+        )
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -439,7 +444,9 @@ async def test_verdicts_are_cached_per_policy_fingerprint(
         assert sum(v.fetcher.bytes_received.values()) == fetched  # no I/O for a cached verdict
         assert v.cached(signed.image.reference) == first
         stricter = load_policy(
-            trusting(network, account, expiresAt=(datetime.now(UTC) - timedelta(days=1)).isoformat())
+            trusting(
+                network, account, expiresAt=(datetime.now(UTC) - timedelta(days=1)).isoformat()
+            )
         )
         assert stricter.fingerprint != policy.fingerprint
         assert v.cached(signed.image.reference, policy=stricter) is None

@@ -1,4 +1,4 @@
-"""Trust policy: the seed format, anchored host-aware globs, most-specific-wins, strict validation."""
+"""Trust policy: seed format, anchored host-aware globs, most specific wins, strict checks."""
 
 from __future__ import annotations
 
@@ -211,7 +211,7 @@ def test_malformed_documents_are_policy_errors(text: str) -> None:
 
 
 def test_policy_file_errors_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(PolicyError, match="missing.yaml"):
+    with pytest.raises(PolicyError, match=r"missing\.yaml"):
         load_policy_file(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1.0\npolicies:\n  - name: x\n    scope: 'nohost'\n")
