@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -150,8 +150,45 @@ class Verifier:
 
     async def verify(self, image: str, *, policy: TrustPolicy | None = None) -> Verdict:
         """Decide whether ``image`` may run. Raises only :class:`InvalidReference`."""
-        ref = parse_reference(image)
         policy = policy or self.policy
+
+        async def evaluate(ref: ImageReference, digest: str, scope: ScopePolicy) -> Verdict:
+            return await self._verdict_cache.get_or_load(
+                (ref.name, digest, policy.fingerprint),
+                lambda: self._evaluate(ref, digest, scope, policy),
+            )
+
+        return await self._decide_image(image, policy, evaluate)
+
+    async def verify_artifact(
+        self, image: str, artifact: Descriptor, *, policy: TrustPolicy | None = None
+    ) -> Verdict:
+        """Verify ONE signature artifact of ``image`` (Ratify asks per artifact).
+
+        The verdict is ``verified`` when this artifact's signer is trusted by the applicable
+        policy and its proof holds. ``minSignatures`` counts artifacts, so it cannot be applied
+        to one artifact: Ratify's own policy aggregates the per-artifact reports.
+        """
+        policy = policy or self.policy
+
+        async def evaluate(ref: ImageReference, digest: str, scope: ScopePolicy) -> Verdict:
+            signers = policy.trusted_signers(scope)
+            result = await self._check_signature(ref, artifact, digest, signers, self._now())
+            single = dataclasses.replace(
+                scope, require=dataclasses.replace(scope.require, min_signatures=1)
+            )
+            return self._decide(str(ref.with_digest(digest)), digest, single, (result,))
+
+        return await self._decide_image(image, policy, evaluate)
+
+    async def _decide_image(
+        self,
+        image: str,
+        policy: TrustPolicy,
+        evaluate: Callable[[ImageReference, str, ScopePolicy], Awaitable[Verdict]],
+    ) -> Verdict:
+        """Policy lookup, tag resolution and the deadline shared by every entry point."""
+        ref = parse_reference(image)
         scope = policy.policy_for(ref.name)
         if scope is None:
             return self._unmatched(image, ref, policy)
@@ -169,10 +206,7 @@ class Verifier:
         try:
             async with asyncio.timeout(self.settings.verify_timeout):
                 digest = ref.digest or await self._digest_for_tag(ref)
-                key = (ref.name, digest, policy.fingerprint)
-                verdict = await self._verdict_cache.get_or_load(
-                    key, lambda: self._evaluate(ref, digest, scope, policy)
-                )
+                verdict = await evaluate(ref, digest, scope)
         except TimeoutError:
             return self._undecided(
                 image,

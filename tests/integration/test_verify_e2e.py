@@ -29,6 +29,8 @@ from atcr_verify import (
     VerifierSettings,
     load_policy,
 )
+from atcr_verify.oci.manifest import Descriptor, parse_descriptor
+from atcr_verify.oci.signature import SIGNATURE_ARTIFACT_TYPE
 from atcr_verify.repo import dagcbor
 from atcr_verify.repo.car import read_car
 from atcr_verify.repo.cid import Cid
@@ -452,3 +454,41 @@ async def test_verdicts_are_cached_per_policy_fingerprint(
         assert v.cached(signed.image.reference, policy=stricter) is None
         denied = await v.verify(signed.image.reference, policy=stricter)
         assert not denied.allowed
+
+
+# --- one artifact at a time (what Ratify asks) --------------------------------------------------
+
+
+def _descriptor(artifact: Any) -> Descriptor:
+    return parse_descriptor(
+        {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": artifact.digest,
+            "size": artifact.size,
+            "artifactType": SIGNATURE_ARTIFACT_TYPE,
+        }
+    )
+
+
+async def test_verify_artifact_checks_exactly_the_given_signature(
+    network: LocalNetwork, publisher: Publisher, account: Account
+) -> None:
+    mallory = publisher.create_account("mallory")
+    signed = publisher.publish_signed_image(account, "perartifact")
+    record = publisher.write_manifest_record(
+        mallory,
+        repository="perartifact",
+        digest=signed.image.digest,
+        media_type=signed.image.media_type,
+    )
+    forged = publisher.attach_signature(signed.image, account=mallory, record=record)
+    async with verifier(network, trusting(network, account)) as v:
+        good = await v.verify_artifact(signed.image.reference, _descriptor(signed.artifact))
+        bad = await v.verify_artifact(signed.image.reference, _descriptor(forged))
+        whole = await v.verify(signed.image.reference)
+    assert good.allowed and good.verified
+    assert [s.did for s in good.signatures] == [account.did]
+    assert not bad.allowed and bad.outcome is Outcome.FAILED
+    assert [s.did for s in bad.signatures] == [mallory.did]
+    assert "not a trusted DID" in bad.reason
+    assert whole.allowed and len(whole.signatures) == 2
