@@ -13,11 +13,14 @@ from multiformats import multibase
 
 from atcr_verify.errors import DidDocumentError, MalformedData, VerifyError
 from atcr_verify.identity import (
+    HandleResolver,
+    Identity,
     normalise_pds_endpoint,
     parse_did_document,
     validate_did,
     validate_handle,
 )
+from atcr_verify.net import HttpFetcher, NetworkSettings
 from tests.support.keys import SigningKey
 
 DID = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
@@ -181,3 +184,37 @@ def test_arbitrary_json_never_escapes_the_error_taxonomy(value: object) -> None:
 def test_arbitrary_bytes_never_escape_the_error_taxonomy(body: bytes) -> None:
     with contextlib.suppress(VerifyError):
         parse_did_document(DID, body)
+
+
+class HandleLookupDouble(HandleResolver):
+    """Test double for DNS/HTTPS handle lookups (no DNS server runs here); the bidirectional
+    logic under test is the real one."""
+
+    def __init__(self, answers: dict[str, str | None]) -> None:
+        self.answers = answers
+
+    async def _resolve_dns(self, handle: str) -> str | None:
+        return self.answers.get(handle)
+
+    async def _resolve_http(self, handle: str) -> str | None:
+        return None
+
+
+def _identity(handle: str | None) -> Identity:
+    key = SigningKey.generate("k256")
+    return Identity(DID, key.public, "https://pds.example.com", handle)
+
+
+async def test_handle_is_verified_only_when_it_resolves_back_to_the_same_did() -> None:
+    resolver = HandleLookupDouble({"alice.example.com": DID, "mallory.example.com": "did:plc:x"})
+    assert await resolver.verified_handle(_identity("alice.example.com")) == "alice.example.com"
+    assert await resolver.verified_handle(_identity("mallory.example.com")) is None
+    assert await resolver.verified_handle(_identity("unknown.example.com")) is None
+    assert await resolver.verified_handle(_identity(None)) is None
+
+
+async def test_real_resolver_answers_none_for_a_handle_that_does_not_exist() -> None:
+    async with HttpFetcher.new_client(NetworkSettings()) as client:
+        resolver = HandleResolver(HttpFetcher(client, NetworkSettings()), dns_timeout=1.0)
+        handle = "nobody.invalid-tld-for-tests.test"
+        assert await resolver.verified_handle(_identity(handle)) is None
