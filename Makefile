@@ -7,9 +7,15 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install deps python-deps system-deps devnet-deps test lint unit integration demo bench clean
 
+# Pinned Go tools (OPA, helm, kubeconform, Ratify, and the e2e control plane) built from the Go
+# module proxy into ~/.cache: see mk/versions.mk and e2e/versions.env.
+.DEFAULT_GOAL := install
+include mk/k8s.mk
+include mk/ratify.mk
+
 install: deps
 
-deps: python-deps system-deps devnet-deps
+deps: python-deps system-deps devnet-deps tools ratify-tool
 
 python-deps: $(STAMPS)/python-deps
 $(STAMPS)/python-deps: pyproject.toml
@@ -54,6 +60,7 @@ demo: deps
 
 bench: deps
 	$(PYTHON) bench/bench_core.py
+	$(PYTHON) bench/bench_ratify.py
 
 clean:
 	rm -rf $(STAMPS) devnet/node_modules .pytest_cache .mypy_cache .ruff_cache bench/results

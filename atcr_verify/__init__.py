@@ -14,7 +14,7 @@ from .errors import (
     PolicyError,
     VerifyError,
 )
-from .identity import IdentitySettings
+from .identity import DidDocumentStore, IdentitySettings
 from .net import NetworkSettings
 from .oci.reference import ImageReference, parse_reference
 from .oci.registry import RegistrySettings
@@ -26,6 +26,7 @@ __all__ = [
     "CacheSettings",
     "ConfigError",
     "Denied",
+    "DidDocumentStore",
     "Fault",
     "IdentitySettings",
     "ImageReference",

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from .crypto import PublicKey, parse_legacy_key, parse_multikey
 from .errors import (
     DidDocumentError,
+    Fault,
     KeyFormatError,
     MalformedData,
     NotFound,
@@ -209,12 +212,47 @@ def _claimed_handle(aliases: object) -> str | None:
     return None
 
 
-class DidResolver:
-    """Fetches and parses DID documents; caching is the caller's business."""
+class DidDocumentStore(Protocol):
+    """Raw DID documents kept across processes (a short-lived plugin has no warm memory).
 
-    def __init__(self, fetcher: HttpFetcher, settings: IdentitySettings) -> None:
+    The store holds bytes, never parsed identities: every body it returns goes through the same
+    strict parser as a fresh fetch, so a damaged entry is refused, not trusted. Implementations
+    must not raise (a failing store is a miss) and must only be writable by the verifier's user.
+    """
+
+    def get(self, did: str) -> tuple[bytes, float] | None:
+        """The stored body and its fetch time (seconds since the epoch), or None."""
+        ...
+
+    def put(self, did: str, body: bytes) -> None:
+        """Remember a body that was just fetched and parsed successfully."""
+        ...
+
+
+class DidResolver:
+    """Fetches and parses DID documents; in-memory caching is the caller's business.
+
+    With a ``store``, a document fetched less than ``store_ttl`` seconds ago is reused without a
+    request, and one up to ``store_stale_seconds`` older still is served when the fetch fails
+    with a fault (bounded stale-if-error, as the in-memory cache does).
+    """
+
+    def __init__(
+        self,
+        fetcher: HttpFetcher,
+        settings: IdentitySettings,
+        *,
+        store: DidDocumentStore | None = None,
+        store_ttl: float = 300.0,
+        store_stale_seconds: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._fetcher = fetcher
         self._settings = settings
+        self._store = store
+        self._store_ttl = store_ttl
+        self._store_stale_seconds = store_stale_seconds
+        self._clock = clock
 
     def document_url(self, did: str) -> str:
         validate_did(did)
@@ -226,6 +264,37 @@ class DidResolver:
 
     async def resolve(self, did: str) -> Identity:
         url = self.document_url(did)
+        stored = self._stored(did)
+        if stored is not None and stored[1] <= self._store_ttl:
+            return stored[0]
+        try:
+            body = await self._fetch(did, url)
+        except Fault:
+            if stored is not None and stored[1] <= self._store_ttl + self._store_stale_seconds:
+                return stored[0]
+            raise
+        identity = self._parse(did, body)
+        if self._store is not None:
+            self._store.put(did, body)
+        return identity
+
+    def _stored(self, did: str) -> tuple[Identity, float] | None:
+        """A stored document that still parses, with its age; None when absent or unusable."""
+        if self._store is None:
+            return None
+        entry = self._store.get(did)
+        if entry is None:
+            return None
+        body, fetched_at = entry
+        age = self._clock() - fetched_at
+        if age < 0 or len(body) > self._settings.max_document_bytes:
+            return None
+        try:
+            return self._parse(did, body), age
+        except MalformedData:
+            return None
+
+    async def _fetch(self, did: str, url: str) -> bytes:
         response = await self._fetcher.get(
             url,
             max_bytes=self._settings.max_document_bytes,
@@ -238,7 +307,10 @@ class DidResolver:
                 f"DID resolution for {did} failed with HTTP {response.status}",
                 status=response.status,
             )
-        return parse_did_document(did, response.body, allow_http_pds=self._settings.allow_http_pds)
+        return response.body
+
+    def _parse(self, did: str, body: bytes) -> Identity:
+        return parse_did_document(did, body, allow_http_pds=self._settings.allow_http_pds)
 
 
 class HandleResolver:

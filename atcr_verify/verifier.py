@@ -30,6 +30,7 @@ from .errors import (
     VerifyError,
 )
 from .identity import (
+    DidDocumentStore,
     DidResolver,
     HandleResolver,
     Identity,
@@ -105,7 +106,9 @@ class Verifier:
         observer: VerifierObserver | None = None,
         client: httpx.AsyncClient | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        did_store: DidDocumentStore | None = None,
     ) -> None:
+        """``did_store`` shares raw DID documents across processes (the Ratify plugin's disk)."""
         self.settings = settings or VerifierSettings()
         self.policy = policy
         self._observer = observer or VerifierObserver()
@@ -114,7 +117,13 @@ class Verifier:
         self._client = client or HttpFetcher.new_client(self.settings.network)
         self.fetcher = HttpFetcher(self._client, self.settings.network)
         self._registry = RegistryClient(self.fetcher, self.settings.registry)
-        self._dids = DidResolver(self.fetcher, self.settings.identity)
+        self._dids = DidResolver(
+            self.fetcher,
+            self.settings.identity,
+            store=did_store,
+            store_ttl=self.settings.cache.did_ttl,
+            store_stale_seconds=self.settings.cache.did_stale_seconds,
+        )
         self._handles = HandleResolver(self.fetcher)
         self._pds = PdsClient(self.fetcher)
         limit = self.settings.cache.max_entries
@@ -414,8 +423,14 @@ class Verifier:
                 reason=f"signed by trusted {'DID' if needed == 1 else 'DIDs'} {names}",
                 signatures=results,
             )
-        undecided_dids = {r.did for r in results if r.error_kind == "fault" and r.trusted}
-        outcome = Outcome.ERROR if len(verified_dids | undecided_dids) >= needed else Outcome.FAILED
+        # A fault before the signer was known (the artifact could not be fetched) may hide a
+        # trusted signature: that is "could not decide", like a fault after a trusted DID.
+        undecided = {
+            r.did or r.artifact_digest
+            for r in results
+            if r.error_kind == "fault" and (r.trusted or r.did is None)
+        }
+        outcome = Outcome.ERROR if len(verified_dids | undecided) >= needed else Outcome.FAILED
         if not results:
             reason = "no ATProto signature artifact found for this image"
         else:

@@ -88,7 +88,7 @@ def parse_reference(text: str) -> ImageReference:
         raise InvalidReference("empty reference")
     if len(text) > MAX_REFERENCE_LENGTH:
         raise InvalidReference(f"reference longer than {MAX_REFERENCE_LENGTH} characters")
-    if not text.isascii() or not text.isprintable() or any(c.isspace() for c in text):
+    if not text.isascii() or not text.isprintable() or " " in text:
         raise InvalidReference("reference contains whitespace, control or non-ASCII characters")
 
     remainder, at, digest_text = text.partition("@")

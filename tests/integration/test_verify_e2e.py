@@ -9,7 +9,6 @@ answer in flight: it is a man-in-the-middle, not a stand-in for the PDS.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -21,12 +20,9 @@ import pytest
 from atcr_devnet import Account, LocalNetwork, Publisher
 from atcr_verify import (
     IdentitySettings,
-    NetworkSettings,
     Outcome,
-    RegistrySettings,
     Verdict,
     Verifier,
-    VerifierSettings,
     load_policy,
 )
 from atcr_verify.oci.manifest import Descriptor, parse_descriptor
@@ -34,45 +30,11 @@ from atcr_verify.oci.signature import SIGNATURE_ARTIFACT_TYPE
 from atcr_verify.repo import dagcbor
 from atcr_verify.repo.car import read_car
 from atcr_verify.repo.cid import Cid
+from tests.support.devnet_policy import policy_text, settings_for
 from tests.support.keys import ORDER
 from tests.support.mst_builder import write_car
 
 pytestmark = pytest.mark.network
-
-
-def policy_text(
-    registry: str,
-    trusted: dict[str, dict[str, Any]],
-    *,
-    min_signatures: int = 1,
-    action: str = "enforce",
-    scope: str | None = None,
-) -> str:
-    lines = ["version: 1.0", "trustedDIDs:"]
-    for did, details in trusted.items():
-        fields = ", ".join(
-            f"{k}: {v!r}" if v is not None else f"{k}: null" for k, v in details.items()
-        )
-        lines.append(
-            f"  {did}: {{name: signer, {fields}}}" if fields else f"  {did}: {{name: signer}}"
-        )
-    lines += [
-        "policies:",
-        "  - name: local-images",
-        f"    scope: '{scope or registry + '/**'}'",
-        f"    require: {{signature: true, minSignatures: {min_signatures}}}",
-        f"    action: {action}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def settings_for(network: LocalNetwork, **overrides: Any) -> VerifierSettings:
-    return VerifierSettings(
-        network=NetworkSettings(allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),)),
-        registry=RegistrySettings(plain_http_hosts=frozenset({network.registry})),
-        identity=IdentitySettings(plc_url=network.plc_url, allow_http_pds=True),
-        **overrides,
-    )
 
 
 @asynccontextmanager
